@@ -1,0 +1,226 @@
+"""Deliver prediction events to the output Kinesis stream with ``PutRecords``.
+
+Kinesis accepts at most 500 records and 5 MiB (data plus partition keys) per ``PutRecords``
+call, and may reject single entries of an accepted call, for example with
+``ProvisionedThroughputExceededException``. Only the rejected entries are sent again,
+matched by position, with exponential backoff and full jitter, until the attempt budget or
+the invocation's remaining time runs out. Entries still undelivered after that are
+returned to the caller, which reports their input records to Lambda for retry.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chunking import chunk_by_count_and_size
+from observability import logger
+
+MAX_RECORDS_PER_CALL = 500
+MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+
+# Errors of a whole call that a later attempt can fix; anything else, such as a missing
+# stream or denied access, fails every entry at once.
+RETRYABLE_ERROR_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "LimitExceededException",
+        "RequestLimitExceeded",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "KMSThrottlingException",
+    }
+)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long to retry: ``max_attempts`` counts the first call too."""
+
+    max_attempts: int = 5
+    base_delay_seconds: float = 0.05
+    max_delay_seconds: float = 2.0
+
+    def backoff_seconds(self, attempt: int) -> float:
+        """Full-jitter exponential backoff before attempt ``attempt + 1``."""
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+
+@dataclass
+class DeliveryReport:
+    """What happened to one batch: counts, and the positions that were never delivered."""
+
+    sent: int = 0
+    calls: int = 0
+    retried_entries: int = 0
+    failed_positions: list[int] = field(default_factory=list)
+    last_errors: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def delivered(self) -> int:
+        """Number of events the stream accepted."""
+        return self.sent - len(self.failed_positions)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    position: int
+    data: bytes
+    partition_key: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + len(self.partition_key.encode("utf-8"))
+
+
+class KinesisCallback:
+    """Send prediction events to a Kinesis stream, keyed by ``str(ride_id)``.
+
+    Calling the instance with one event keeps the reference callback interface;
+    :meth:`send_batch` is what the service uses for a whole batch.
+    """
+
+    def __init__(
+        self,
+        kinesis_client: Any,
+        prediction_stream_name: str,
+        retry_policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kinesis_client = kinesis_client
+        self.prediction_stream_name = prediction_stream_name
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._sleep = sleep
+        self._clock = clock
+
+    def __call__(self, prediction_event: dict[str, Any]) -> None:
+        """Send one event; raise :class:`DeliveryError` when it could not be delivered."""
+        report = self.send_batch([prediction_event])
+        if report.failed_positions:
+            raise DeliveryError(
+                f"prediction for ride_id {prediction_event['prediction']['ride_id']!r} was not "
+                f"delivered to stream {self.prediction_stream_name!r}: {report.last_errors[0]}"
+            )
+
+    def send_batch(
+        self, prediction_events: Sequence[dict[str, Any]], deadline: float | None = None
+    ) -> DeliveryReport:
+        """Deliver every event, retrying failed entries until the budget or ``deadline`` ends.
+
+        ``deadline`` is a value of the ``clock`` (monotonic seconds) after which no new
+        attempt starts, so that the invocation never times out in the middle of a batch.
+        """
+        report = DeliveryReport(sent=len(prediction_events))
+        entries = [
+            _Entry(position, _serialize(event), str(event["prediction"]["ride_id"]))
+            for position, event in enumerate(prediction_events)
+        ]
+
+        chunks = chunk_by_count_and_size(
+            entries, MAX_RECORDS_PER_CALL, MAX_BYTES_PER_CALL, lambda entry: entry.size
+        )
+        for chunk in chunks:
+            undelivered = self._put_with_retries(chunk, report, deadline)
+            report.failed_positions.extend(entry.position for entry in undelivered)
+
+        report.failed_positions.sort()
+        return report
+
+    def _put_with_retries(
+        self, pending: list[_Entry], report: DeliveryReport, deadline: float | None
+    ) -> list[_Entry]:
+        attempt = 0
+        while pending:
+            attempt += 1
+            pending, retryable = self._put_once(pending, report)
+            if not pending or not retryable:
+                break
+
+            if attempt >= self.retry_policy.max_attempts:
+                logger.warning(
+                    "Retry budget exhausted",
+                    extra={"undelivered": len(pending), "attempts": attempt},
+                )
+                break
+
+            delay = self.retry_policy.backoff_seconds(attempt)
+            if deadline is not None and self._clock() + delay >= deadline:
+                logger.warning(
+                    "No time left in the invocation to retry",
+                    extra={"undelivered": len(pending), "attempts": attempt},
+                )
+                break
+
+            report.retried_entries += len(pending)
+            logger.info(
+                "Retrying failed PutRecords entries",
+                extra={"entries": len(pending), "attempt": attempt + 1, "delay_s": round(delay, 3)},
+            )
+            self._sleep(delay)
+        return pending
+
+    def _put_once(self, entries: list[_Entry], report: DeliveryReport) -> tuple[list[_Entry], bool]:
+        """Make one ``PutRecords`` call; return the unstored entries and whether to retry them."""
+        report.calls += 1
+        try:
+            response = self.kinesis_client.put_records(
+                StreamName=self.prediction_stream_name,
+                Records=[
+                    {"Data": entry.data, "PartitionKey": entry.partition_key} for entry in entries
+                ],
+            )
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "Unknown")
+            message = f"PutRecords failed with {code}: {error}"
+            self._record_errors(entries, message, report)
+            if code not in RETRYABLE_ERROR_CODES and not _is_server_error(error):
+                # A later attempt cannot fix this, so stop retrying.
+                logger.error(message, extra={"entries": len(entries)})
+                return entries, False
+            logger.warning(message, extra={"entries": len(entries)})
+            return entries, True
+        except BotoCoreError as error:
+            # Connection errors and read timeouts: the call may or may not have stored the
+            # records, so a retry may write duplicates (consumers deduplicate by ride_id).
+            message = f"PutRecords failed: {error}"
+            self._record_errors(entries, message, report)
+            logger.warning(message, extra={"entries": len(entries)})
+            return entries, True
+
+        if response.get("FailedRecordCount", 0) == 0:
+            return [], True
+        failed = []
+        for entry, result in zip(entries, response["Records"], strict=True):
+            if "ErrorCode" in result:
+                failed.append(entry)
+                report.last_errors[entry.position] = (
+                    f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"
+                )
+        return failed, True
+
+    @staticmethod
+    def _record_errors(entries: list[_Entry], message: str, report: DeliveryReport) -> None:
+        for entry in entries:
+            report.last_errors[entry.position] = message
+
+
+class DeliveryError(RuntimeError):
+    """A prediction event that could not be delivered within the retry budget."""
+
+
+def _serialize(prediction_event: dict[str, Any]) -> bytes:
+    return json.dumps(prediction_event).encode("utf-8")
+
+
+def _is_server_error(error: ClientError) -> bool:
+    return error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500
