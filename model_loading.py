@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 MLMODEL_FILE = "MLmodel"
 DEFAULT_EXPERIMENT_ID = "1"
 NATIVE_SERIALIZATION_FORMATS = frozenset({"pickle", "cloudpickle"})
+# "user:password@" inside a URI, as HTTP client errors quote the URL they failed on.
+_URI_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s@]+@")
 
 
 class ModelLoadError(RuntimeError):
@@ -349,5 +352,6 @@ def _split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
+    """Return the first line of an error message, with any URI credentials removed."""
+    text = _URI_CREDENTIALS.sub(r"\1", str(error).strip())
     return text.splitlines()[0] if text else "no message"

@@ -64,6 +64,8 @@ class DeliveryReport:
     retried_entries: int = 0
     failed_positions: list[int] = field(default_factory=list)
     last_errors: dict[int, str] = field(default_factory=dict)
+    # Where each stored entry landed: position -> (shard id, sequence number).
+    stored_at: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def delivered(self) -> int:
@@ -82,48 +84,35 @@ class _Entry:
         return len(self.data) + len(self.partition_key.encode("utf-8"))
 
 
-class KinesisCallback:
-    """Send prediction events to a Kinesis stream, keyed by ``str(ride_id)``.
-
-    Calling the instance with one event keeps the reference callback interface;
-    :meth:`send_batch` is what the service uses for a whole batch.
-    """
+class KinesisRecordWriter:
+    """Write records to a Kinesis stream with ``PutRecords``, retrying only failed entries."""
 
     def __init__(
         self,
         kinesis_client: Any,
-        prediction_stream_name: str,
+        stream_name: str,
         retry_policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kinesis_client = kinesis_client
-        self.prediction_stream_name = prediction_stream_name
+        self.stream_name = stream_name
         self.retry_policy = retry_policy or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
 
-    def __call__(self, prediction_event: dict[str, Any]) -> None:
-        """Send one event; raise :class:`DeliveryError` when it could not be delivered."""
-        report = self.send_batch([prediction_event])
-        if report.failed_positions:
-            raise DeliveryError(
-                f"prediction for ride_id {prediction_event['prediction']['ride_id']!r} was not "
-                f"delivered to stream {self.prediction_stream_name!r}: {report.last_errors[0]}"
-            )
-
-    def send_batch(
-        self, prediction_events: Sequence[dict[str, Any]], deadline: float | None = None
+    def put_records(
+        self, records: Sequence[tuple[bytes, str]], deadline: float | None = None
     ) -> DeliveryReport:
-        """Deliver every event, retrying failed entries until the budget or ``deadline`` ends.
+        """Write ``(data, partition_key)`` pairs until the retry budget or ``deadline`` ends.
 
         ``deadline`` is a value of the ``clock`` (monotonic seconds) after which no new
         attempt starts, so that the invocation never times out in the middle of a batch.
         """
-        report = DeliveryReport(sent=len(prediction_events))
+        report = DeliveryReport(sent=len(records))
         entries = [
-            _Entry(position, _serialize(event), str(event["prediction"]["ride_id"]))
-            for position, event in enumerate(prediction_events)
+            _Entry(position, data, partition_key)
+            for position, (data, partition_key) in enumerate(records)
         ]
 
         chunks = chunk_by_count_and_size(
@@ -174,7 +163,7 @@ class KinesisCallback:
         report.calls += 1
         try:
             response = self.kinesis_client.put_records(
-                StreamName=self.prediction_stream_name,
+                StreamName=self.stream_name,
                 Records=[
                     {"Data": entry.data, "PartitionKey": entry.partition_key} for entry in entries
                 ],
@@ -197,8 +186,6 @@ class KinesisCallback:
             logger.warning(message, extra={"entries": len(entries)})
             return entries, True
 
-        if response.get("FailedRecordCount", 0) == 0:
-            return [], True
         failed = []
         for entry, result in zip(entries, response["Records"], strict=True):
             if "ErrorCode" in result:
@@ -206,12 +193,51 @@ class KinesisCallback:
                 report.last_errors[entry.position] = (
                     f"{result['ErrorCode']}: {result.get('ErrorMessage', '')}"
                 )
+            else:
+                report.stored_at[entry.position] = (result["ShardId"], result["SequenceNumber"])
         return failed, True
 
     @staticmethod
     def _record_errors(entries: list[_Entry], message: str, report: DeliveryReport) -> None:
         for entry in entries:
             report.last_errors[entry.position] = message
+
+
+class KinesisCallback(KinesisRecordWriter):
+    """Send prediction events to the output stream, keyed by ``str(ride_id)``.
+
+    Calling the instance with one event keeps the reference callback interface;
+    :meth:`send_batch` is what the service uses for a whole batch.
+    """
+
+    def __init__(
+        self,
+        kinesis_client: Any,
+        prediction_stream_name: str,
+        retry_policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(kinesis_client, prediction_stream_name, retry_policy, sleep, clock)
+        self.prediction_stream_name = prediction_stream_name
+
+    def __call__(self, prediction_event: dict[str, Any]) -> None:
+        """Send one event; raise :class:`DeliveryError` when it could not be delivered."""
+        report = self.send_batch([prediction_event])
+        if report.failed_positions:
+            raise DeliveryError(
+                f"prediction for ride_id {prediction_event['prediction']['ride_id']!r} was not "
+                f"delivered to stream {self.stream_name!r}: {report.last_errors[0]}"
+            )
+
+    def send_batch(
+        self, prediction_events: Sequence[dict[str, Any]], deadline: float | None = None
+    ) -> DeliveryReport:
+        """Deliver every event; the report lists the positions never delivered."""
+        records = [
+            (_serialize(event), str(event["prediction"]["ride_id"])) for event in prediction_events
+        ]
+        return self.put_records(records, deadline)
 
 
 class DeliveryError(RuntimeError):

@@ -97,9 +97,7 @@ class LambdaContext:
         self.function_name = FUNCTION_NAME
         self.function_version = "$LATEST"
         self.memory_limit_in_mb = int(os.getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024"))
-        self.invoked_function_arn = (
-            f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{FUNCTION_NAME}"
-        )
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{FUNCTION_NAME}"
         self.log_group_name = f"/aws/lambda/{FUNCTION_NAME}"
         self.log_stream_name = "local"
         self._deadline = time.monotonic() + timeout_seconds
@@ -168,7 +166,9 @@ class LocalEventSourceMapping:
                 ShardId=shard_id,
                 ShardIteratorType=self.settings.starting_position,
             )["ShardIterator"]
-            self._shards[shard_id] = _ShardState(shard_id, iterator, max_batch=self.settings.batch_size)
+            self._shards[shard_id] = _ShardState(
+                shard_id, iterator, max_batch=self.settings.batch_size
+            )
 
     def _process_shard(self, shard: _ShardState) -> int:
         self._fill_buffer(shard)
@@ -298,8 +298,12 @@ class LocalEventSourceMapping:
                 "shardId": shard_id,
                 "startSequenceNumber": batch[0]["SequenceNumber"],
                 "endSequenceNumber": batch[-1]["SequenceNumber"],
-                "approximateArrivalOfFirstRecord": batch[0]["ApproximateArrivalTimestamp"].isoformat(),
-                "approximateArrivalOfLastRecord": batch[-1]["ApproximateArrivalTimestamp"].isoformat(),
+                "approximateArrivalOfFirstRecord": batch[0][
+                    "ApproximateArrivalTimestamp"
+                ].isoformat(),
+                "approximateArrivalOfLastRecord": batch[-1][
+                    "ApproximateArrivalTimestamp"
+                ].isoformat(),
                 "batchSize": len(batch),
                 "streamArn": self.stream_arn,
             },
@@ -391,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    logger.info("Event source mapping started", extra={"stream": args.stream_name, **asdict(settings)})
+    logger.info(
+        "Event source mapping started", extra={"stream": args.stream_name, **asdict(settings)}
+    )
     stats = mapping.run(stop)
     logger.info("Event source mapping stopped", extra=asdict(stats))
     if args.stats_file:

@@ -61,7 +61,7 @@ class MotoServer:
         """Start the server and wait until it answers HTTP requests."""
         ensure_port_free(self.port)
         output = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(  # noqa: S603 - fixed argument list, no shell
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
             stdout=output,
             stderr=subprocess.STDOUT,
