@@ -6,7 +6,15 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(CURDIR)/.tools/bin/uv")
 RUN := $(UV) run --frozen
 export CHECKPOINT_DISABLE := 1
 
-.PHONY: help uv sync setup quality_checks test unit_test run
+# Real TLC trip files: read from the folder TLC_MIRROR names, else downloaded once from TLC
+# into the git-ignored data/. A copy of the files beside the checkout is used when present.
+TLC_MIRROR ?= $(firstword $(wildcard $(abspath $(CURDIR)/../shared/data)))
+export TLC_MIRROR
+# The months the tests and `make run` read.
+TLC_MONTHS := 2022-01 2022-02 2022-03
+PYTHON_SOURCES := *.py local_stack tests integration-test scripts
+
+.PHONY: help uv sync setup quality_checks lint format test unit_test run data
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-24s %s\n", $$1, $$2}'
@@ -20,5 +28,96 @@ sync: uv ## Create .venv from uv.lock (runtime and dev dependencies)
 setup: sync ## Environment plus the pre-commit hooks
 	$(RUN) pre-commit install
 
-unit_test: sync ## Unit tests only
+data: sync ## Fetch the TLC trip files of the tests and `make run` (nothing to do with TLC_MIRROR)
+	$(RUN) python tlc_data.py --color green $(TLC_MONTHS)
+
+test: sync data ## All tests that run without Docker: unit, integration on moto, container contract, HCL
 	$(RUN) pytest tests
+
+unit_test: sync ## The tests that start no server
+	$(RUN) pytest tests --ignore=tests/integration -m "not integration"
+
+run: sync data ## The main job: stream a month of real rides through the local stack (MOTO_PORT, default 4566)
+	$(RUN) python -m local_stack.run
+
+format: sync ## Rewrite Python files in the project's format
+	$(RUN) ruff format $(PYTHON_SOURCES)
+	$(RUN) ruff check --fix --select I $(PYTHON_SOURCES)
+
+lint: sync ## ruff format check, ruff lint (import order included) and pylint
+	$(RUN) ruff format --check $(PYTHON_SOURCES)
+	$(RUN) ruff check $(PYTHON_SOURCES)
+	$(RUN) pylint $(PYTHON_SOURCES)
+
+quality_checks: lint hadolint infra_checks ## Every static check: Python, Dockerfile, Terraform, workflows, shell
+
+# --- Infrastructure ---
+# tf_plan and tf_apply run the terraform binary from PATH against the real AWS
+# account of ENV (stg or prod); the checks need neither terraform nor AWS.
+TF_DIR := infrastructure
+TERRAFORM ?= terraform
+# Overrides the bucket of backend/$(ENV).s3.tfbackend, for a state bucket with another name.
+TF_STATE_BUCKET ?=
+# A local provider mirror (terraform init -plugin-dir) for machines without registry access.
+TF_PLUGIN_DIR ?=
+# TF_AUTO_APPROVE=1 lets tf_apply run without the interactive confirmation (CD does this).
+TF_AUTO_APPROVE ?=
+SHELL_SCRIPTS = $(wildcard scripts/*.sh integration-test/*.sh)
+
+.PHONY: tf_fmt tf_fmt_check checkov tf_check tf_validate tf_require_env tf_init tf_plan tf_apply \
+	workflow_check shell_check infra_checks
+
+tf_fmt: sync ## Rewrite the Terraform files in canonical format
+	$(RUN) python scripts/terraform_fmt.py $(TF_DIR)
+
+tf_fmt_check: sync
+	$(RUN) python scripts/terraform_fmt.py --check $(TF_DIR)
+
+checkov: sync
+	$(RUN) checkov -d $(TF_DIR) --skip-download --compact --quiet
+
+tf_check: tf_fmt_check checkov ## Terraform format check (writes nothing) and checkov
+
+workflow_check: sync
+	$(RUN) check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+
+shell_check: sync
+	$(if $(SHELL_SCRIPTS),$(RUN) shellcheck $(SHELL_SCRIPTS),@echo "shell_check: no shell scripts found")
+
+infra_checks: tf_check workflow_check shell_check ## Offline infrastructure checks: fmt, checkov, workflow schema, shellcheck
+
+tf_require_env:
+	@case "$(ENV)" in \
+	  stg|prod) ;; \
+	  *) echo "ENV must be stg or prod, got '$(ENV)': run make $(or $(firstword $(MAKECMDGOALS)),tf_plan) ENV=stg" >&2; exit 2 ;; \
+	esac
+	@command -v $(TERRAFORM) >/dev/null 2>&1 || { \
+	  echo "$(TERRAFORM) not found on PATH: install Terraform >= 1.10 (https://developer.hashicorp.com/terraform/install)" >&2; \
+	  exit 127; }
+
+tf_validate: ## Validate the configuration without a backend or AWS credentials (TF_PLUGIN_DIR for offline)
+	@command -v $(TERRAFORM) >/dev/null 2>&1 || { \
+	  echo "$(TERRAFORM) not found on PATH: install Terraform >= 1.10 (https://developer.hashicorp.com/terraform/install)" >&2; \
+	  exit 127; }
+	$(TERRAFORM) -chdir=$(TF_DIR) init -input=false -backend=false $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
+	$(TERRAFORM) -chdir=$(TF_DIR) validate
+
+tf_init: tf_require_env
+	$(TERRAFORM) -chdir=$(TF_DIR) init -input=false -reconfigure \
+	  -backend-config=backend/$(ENV).s3.tfbackend \
+	  $(if $(TF_STATE_BUCKET),-backend-config=bucket=$(TF_STATE_BUCKET)) \
+	  $(if $(TF_PLUGIN_DIR),-plugin-dir=$(TF_PLUGIN_DIR))
+
+tf_plan: tf_init ## terraform validate and plan for ENV=stg|prod (real AWS account)
+	$(TERRAFORM) -chdir=$(TF_DIR) validate
+	$(TERRAFORM) -chdir=$(TF_DIR) plan -input=false -var-file=vars/$(ENV).tfvars
+
+tf_apply: tf_init ## terraform apply for ENV=stg|prod (real AWS account; TF_AUTO_APPROVE=1 skips the prompt)
+	$(TERRAFORM) -chdir=$(TF_DIR) apply -input=false -var-file=vars/$(ENV).tfvars \
+	  $(if $(filter 1 true yes,$(TF_AUTO_APPROVE)),-auto-approve)
+
+# --- Batch job ---
+.PHONY: batch_integration_test
+
+batch_integration_test: sync ## Batch scoring tests: prepare_data, local runs, the CLI against S3 on moto
+	$(RUN) pytest tests/batch
