@@ -138,7 +138,7 @@ class ModelService:
         return [float(prediction) for prediction in predictions]
 
     def lambda_handler(self, event: Mapping[str, Any], context: Any = None) -> BatchResponse:
-        """Predict a Lambda Kinesis batch; the module docstring says where each record ends up."""
+        """Predict a Lambda Kinesis batch; the module docstring lists where each record ends up."""
         started = time.perf_counter()
         deadline = self._deadline(context)
         state = _BatchState(records=_kinesis_records(event))
@@ -329,7 +329,7 @@ def load_model(run_id: str | None = None) -> LoadedModel:
 
 
 def limit_model_threads() -> None:
-    """Run the model on one OpenMP thread unless OMP_NUM_THREADS says otherwise.
+    """Run the model on one OpenMP thread unless OMP_NUM_THREADS sets another count.
 
     A Lambda function gets a full vCPU only from 1,769 MB of memory, and with fewer cores
     than threads the OpenMP threads of gradient-boosted trees wait on each other: measured on

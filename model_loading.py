@@ -7,9 +7,9 @@ The location is the first of:
    (the layout MLflow 2 wrote), and when that is empty, the MLflow 3 layout, where logged
    models live under ``{experiment_id}/models/<model_id>/artifacts`` and name their run.
 
-Models of the ``sklearn`` flavour are read natively from their ``MLmodel`` file and pickle:
+Models of the ``sklearn`` flavour are read natively from their ``MLmodel`` file and pickle.
 MLflow 3's ``pyfunc`` wrapper turns a list of dicts into a DataFrame, which a DictVectorizer
-pipeline cannot read, and importing ``mlflow`` would add most of a second to every cold
+pipeline cannot read. Importing ``mlflow`` would also add most of a second to every cold
 start. Other flavours, and ``runs:/`` or ``models:/`` URIs, go through MLflow itself.
 Unpickling runs code from the artifact, so point these variables only at models you trust.
 """
@@ -44,7 +44,7 @@ class ModelLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Where the model is, and the run it should come from when known."""
+    """A model location, and the run the model should come from when known."""
 
     location: str
     run_id: str | None = None

@@ -25,7 +25,7 @@ from observability import logger
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 
-# Errors of a whole call that a later attempt can fix; anything else, such as a missing
+# Errors of a whole call that a later attempt can fix. Any other error, such as a missing
 # stream or denied access, fails every entry at once.
 RETRYABLE_ERROR_CODES = frozenset(
     {
@@ -57,7 +57,7 @@ class RetryPolicy:
 
 @dataclass
 class DeliveryReport:
-    """What happened to one batch: counts, and the positions that were never delivered."""
+    """Result of one delivery: counts, and the positions that were never delivered."""
 
     sent: int = 0
     calls: int = 0

@@ -27,7 +27,9 @@ def client(service: str, endpoint_url: str, region: str = DEFAULT_REGION) -> Any
         region_name=region,
         aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        config=Config(retries={"max_attempts": 3, "mode": "standard"}),
+        # moto's threaded server can fail a GetRecords that races a PutRecords on the same
+        # shard with HTTP 500 ("OrderedDict mutated during iteration"); retries absorb it.
+        config=Config(retries={"max_attempts": 10, "mode": "standard"}),
     )
 
 

@@ -58,7 +58,7 @@ class MotoServer:
         return f"http://{HOST}:{self.port}"
 
     def start(self) -> MotoServer:
-        """Start the server and wait until it answers HTTP requests."""
+        """Start the server and wait until it responds to HTTP requests."""
         ensure_port_free(self.port)
         output = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
@@ -96,7 +96,7 @@ class MotoServer:
                 time.sleep(0.1)
         self.stop()
         raise TimeoutError(
-            f"moto server on port {self.port} did not answer within {READY_TIMEOUT_SECONDS:.0f} s"
+            f"moto server on port {self.port} did not respond within {READY_TIMEOUT_SECONDS:.0f} s"
         )
 
     def __enter__(self) -> MotoServer:

@@ -43,7 +43,7 @@ class StreamReader:
 
 @dataclass
 class Outcomes:
-    """What became of the rides: the first prediction of each, and every failure."""
+    """Outcome of the replayed rides: the first prediction of each, and every failure."""
 
     predictions: dict[int, float] = field(default_factory=dict)
     arrived_at: dict[int, float] = field(default_factory=dict)

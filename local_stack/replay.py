@@ -48,11 +48,11 @@ class Rides:
 
 @dataclass
 class ReplayResult:
-    """When each ride was sent, where it was stored, and which rides the stream refused."""
+    """When each ride was sent, where it was stored, and which rides the stream rejected."""
 
     sent_at: np.ndarray
     stored_at: dict[int, tuple[str, str]] = field(default_factory=dict)
-    refused: list[int] = field(default_factory=list)
+    rejected: list[int] = field(default_factory=list)
     started: float = 0.0
     finished: float = 0.0
 
@@ -84,7 +84,7 @@ def replay_rides(
     rides: Rides,
     on_progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
-    """Put every ride on the stream with PutRecords, retrying refused entries."""
+    """Put every ride on the stream with PutRecords, retrying rejected entries."""
     writer = KinesisRecordWriter(
         kinesis_client, stream_name, RetryPolicy(max_attempts=8, max_delay_seconds=5.0)
     )
@@ -99,7 +99,7 @@ def replay_rides(
 
         for position, location in report.stored_at.items():
             result.stored_at[int(rides.ride_ids[start + position])] = location
-        result.refused.extend(int(rides.ride_ids[start + p]) for p in report.failed_positions)
+        result.rejected.extend(int(rides.ride_ids[start + p]) for p in report.failed_positions)
         if on_progress is not None:
             on_progress(len(records))
 

@@ -13,8 +13,10 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -87,6 +89,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--report-dir", type=Path, default=Path("reports"))
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    parser.add_argument(
+        "--retrain", action="store_true", help="train a new model even if one can be reused"
+    )
     return parser.parse_args(argv)
 
 
@@ -129,6 +134,8 @@ def run(args: argparse.Namespace) -> RunReport:
             f"Model: run {training.run_id} (experiment {training.experiment_id}), "
             f"validation RMSE {training.rmse:.2f} min"
         )
+        # The service loads the model from the local S3 through these variables too.
+        os.environ["MLFLOW_S3_ENDPOINT_URL"] = endpoint
 
         service_env = {
             **os.environ,
@@ -164,22 +171,82 @@ def run(args: argparse.Namespace) -> RunReport:
     return report
 
 
-def train_model(args: argparse.Namespace, endpoint: str) -> Any:
-    """Train on one month and log the model to the local S3 through MLflow."""
-    # Imported here: MLflow takes seconds to import, and only this step needs it.
+@dataclass(frozen=True)
+class TrainedModel:
+    """The MLflow run that contains the model ``make run`` serves."""
+
+    run_id: str
+    experiment_id: str
+    rmse: float
+    reused: bool = False
+
+
+def train_model(args: argparse.Namespace, endpoint: str) -> TrainedModel:
+    """Log a model to the local S3 through MLflow: trained now, or reused from an earlier run.
+
+    moto keeps nothing between runs, so after training the experiment's S3 folder is copied
+    to ``<report-dir>/model-store``, and the MLflow database stays in the report folder. A
+    later run with the same months and the same ``train.py`` uploads that copy again and
+    serves the same run id instead of training.
+    """
+    s3 = client("s3", endpoint)
+    store_dir = args.report_dir / "model-store"
+    manifest_path = store_dir / "manifest.json"
+    fingerprint = _training_fingerprint(args)
+
+    if not args.retrain and manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("fingerprint") == fingerprint:
+            _upload_folder(s3, store_dir / "s3", MODEL_BUCKET)
+            print(f"Reusing the model of run {manifest['run_id']} (--retrain to train again)")
+            return TrainedModel(
+                manifest["run_id"], manifest["experiment_id"], manifest["rmse"], reused=True
+            )
+
+    # Imported here: MLflow takes seconds to import, and only training needs it.
     import train  # pylint: disable=import-outside-toplevel
 
     os.environ["MLFLOW_S3_ENDPOINT_URL"] = endpoint
     tracking_db = args.report_dir / "mlflow.db"
     tracking_db.unlink(missing_ok=True)
     print(f"Training on {args.color} {args.train_month}, validating on {args.val_month}...")
-    return train.train_and_log(
+    result = train.train_and_log(
         train_month=args.train_month,
         val_month=args.val_month,
         color=args.color,
         tracking_uri=f"sqlite:///{tracking_db.resolve()}",
         artifact_root=f"s3://{MODEL_BUCKET}",
     )
+
+    _download_folder(s3, MODEL_BUCKET, f"{result.experiment_id}/", store_dir / "s3")
+    manifest = {
+        "fingerprint": fingerprint,
+        "run_id": result.run_id,
+        "experiment_id": result.experiment_id,
+        "rmse": result.rmse,
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return TrainedModel(result.run_id, result.experiment_id, result.rmse)
+
+
+def _training_fingerprint(args: argparse.Namespace) -> str:
+    recipe = hashlib.sha256(Path(__file__).resolve().parents[1].joinpath("train.py").read_bytes())
+    return f"{args.color}:{args.train_month}:{args.val_month}:{recipe.hexdigest()[:16]}"
+
+
+def _download_folder(s3_client: Any, bucket: str, prefix: str, target: Path) -> None:
+    shutil.rmtree(target, ignore_errors=True)
+    for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            destination = target / item["Key"]
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            s3_client.download_file(bucket, item["Key"], str(destination))
+
+
+def _upload_folder(s3_client: Any, source: Path, bucket: str) -> None:
+    for path in sorted(source.rglob("*")):
+        if path.is_file():
+            s3_client.upload_file(str(path), bucket, path.relative_to(source).as_posix())
 
 
 def start_service(
@@ -223,7 +290,7 @@ def build_report(
     replay: ReplayResult,
     outcomes: Outcomes,
     lost: set[int],
-    training: Any,
+    training: TrainedModel,
     started: float,
 ) -> RunReport:
     """Compute the summary figures from what was sent and what came back."""
