@@ -32,7 +32,7 @@ data: sync ## Fetch the TLC trip files of the tests and `make run` (nothing to d
 	$(RUN) python tlc_data.py --color green $(TLC_MONTHS)
 
 test: sync data ## All tests that run without Docker: unit, integration on moto, container contract, HCL
-	$(RUN) pytest tests
+	env -u INVOKE_URL $(RUN) pytest tests integration-test
 
 unit_test: sync ## The tests that start no server
 	$(RUN) pytest tests --ignore=tests/integration -m "not integration"
@@ -62,6 +62,8 @@ TF_STATE_BUCKET ?=
 TF_PLUGIN_DIR ?=
 # TF_AUTO_APPROVE=1 lets tf_apply run without the interactive confirmation (CD does this).
 TF_AUTO_APPROVE ?=
+# Extra arguments for plan and apply, e.g. TF_ARGS='-target=module.ecr' while bootstrapping.
+TF_ARGS ?=
 SHELL_SCRIPTS = $(wildcard scripts/*.sh integration-test/*.sh)
 
 .PHONY: tf_fmt tf_fmt_check checkov tf_check tf_validate tf_require_env tf_init tf_plan tf_apply \
@@ -73,8 +75,10 @@ tf_fmt: sync ## Rewrite the Terraform files in canonical format
 tf_fmt_check: sync
 	$(RUN) python scripts/terraform_fmt.py --check $(TF_DIR)
 
-checkov: sync
-	$(RUN) checkov -d $(TF_DIR) --skip-download --compact --quiet
+# checkov has an environment of its own: its HCL parser would replace python-hcl2 in .venv.
+checkov: uv
+	UV_PROJECT_ENVIRONMENT=.venv-checkov $(UV) run --frozen --no-default-groups --group checkov \
+	  checkov -d $(TF_DIR) --skip-download --compact --quiet
 
 tf_check: tf_fmt_check checkov ## Terraform format check (writes nothing) and checkov
 
@@ -110,10 +114,10 @@ tf_init: tf_require_env
 
 tf_plan: tf_init ## terraform validate and plan for ENV=stg|prod (real AWS account)
 	$(TERRAFORM) -chdir=$(TF_DIR) validate
-	$(TERRAFORM) -chdir=$(TF_DIR) plan -input=false -var-file=vars/$(ENV).tfvars
+	$(TERRAFORM) -chdir=$(TF_DIR) plan -input=false -var-file=vars/$(ENV).tfvars $(TF_ARGS)
 
 tf_apply: tf_init ## terraform apply for ENV=stg|prod (real AWS account; TF_AUTO_APPROVE=1 skips the prompt)
-	$(TERRAFORM) -chdir=$(TF_DIR) apply -input=false -var-file=vars/$(ENV).tfvars \
+	$(TERRAFORM) -chdir=$(TF_DIR) apply -input=false -var-file=vars/$(ENV).tfvars $(TF_ARGS) \
 	  $(if $(filter 1 true yes,$(TF_AUTO_APPROVE)),-auto-approve)
 
 # --- Batch job ---
@@ -121,3 +125,40 @@ tf_apply: tf_init ## terraform apply for ENV=stg|prod (real AWS account; TF_AUTO
 
 batch_integration_test: sync ## Batch scoring tests: prepare_data, local runs, the CLI against S3 on moto
 	$(RUN) pytest tests/batch
+
+# --- Image and integration tests ---
+# The Lambda image, its stand-in without Docker (make serve), and the integration tests, which
+# run on the image and LocalStack when a Docker engine answers, else on moto and make serve's
+# endpoint. The same pytest tests run both ways.
+IMAGE_REPOSITORY ?= stream-model-duration
+IMAGE_TAG := $(shell date -u +%Y-%m-%d-%H%M%S)
+# The image that build creates and publish pushes.
+LOCAL_IMAGE_NAME ?= $(IMAGE_REPOSITORY):$(IMAGE_TAG)
+SERVE_PORT ?= 8080
+
+.PHONY: build hadolint integration_test contract_test publish serve
+
+build: ## Build the Lambda image, tagged stream-model-duration:<UTC timestamp>
+	docker build --tag $(LOCAL_IMAGE_NAME) .
+	@echo "Built image $(LOCAL_IMAGE_NAME)"
+
+hadolint: sync ## Lint the Dockerfile
+	$(RUN) hadolint Dockerfile
+
+integration_test: sync data ## Invocation and Kinesis tests: image and LocalStack with Docker, else moto and the local endpoint
+	@if docker info >/dev/null 2>&1; then \
+	  echo "integration_test: a Docker engine answers: testing the image with LocalStack (integration-test/run.sh)"; \
+	  UV="$(UV)" bash integration-test/run.sh; \
+	else \
+	  echo "integration_test: no Docker engine answers: testing local_stack.invoke_server with moto"; \
+	  env -u INVOKE_URL $(RUN) pytest integration-test; \
+	fi
+
+contract_test: sync ## Container contract: the image's task root, assembled without Docker, serves a prediction
+	$(RUN) pytest tests/test_container_contract.py
+
+publish: build ## Build the image and push it to ECR with scripts/publish.sh
+	LOCAL_IMAGE_NAME=$(LOCAL_IMAGE_NAME) bash scripts/publish.sh
+
+serve: sync ## Serve the handler as the image does, on 127.0.0.1:8080 (SERVE_PORT), with the shell's variables
+	$(RUN) python -m local_stack.invoke_server --port $(SERVE_PORT)

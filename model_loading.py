@@ -311,9 +311,9 @@ def _unpickle(path: Path, sklearn_flavor: Mapping[str, Any], location: str) -> A
 
 
 def _load_with_mlflow_sklearn(model_dir: Path, location: str) -> Any:
-    import mlflow.sklearn  # pylint: disable=import-outside-toplevel
-
     try:
+        import mlflow.sklearn  # pylint: disable=import-outside-toplevel
+
         return mlflow.sklearn.load_model(str(model_dir))
     except Exception as error:  # pylint: disable=broad-exception-caught
         raise ModelLoadError(
@@ -323,9 +323,9 @@ def _load_with_mlflow_sklearn(model_dir: Path, location: str) -> Any:
 
 
 def _load_with_mlflow_pyfunc(model_dir: Path, location: str) -> Any:
-    import mlflow.pyfunc  # pylint: disable=import-outside-toplevel
-
     try:
+        import mlflow.pyfunc  # pylint: disable=import-outside-toplevel
+
         return mlflow.pyfunc.load_model(str(model_dir))
     except Exception as error:  # pylint: disable=broad-exception-caught
         raise ModelLoadError(

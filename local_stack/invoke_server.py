@@ -1,7 +1,7 @@
 """Serve the Lambda handler over HTTP as the container image does, without Docker.
 
-Outside Lambda, the Lambda base image runs the Runtime Interface Emulator (RIE), so that
-``docker run -p 8080:8080 IMAGE`` answers
+Outside Lambda, the Lambda base image runs the Runtime Interface Emulator (RIE): a container
+started with ``docker run -p 8080:8080 IMAGE`` runs the handler for each
 ``POST http://localhost:8080/2015-03-31/functions/function/invocations`` with the event as
 the body. This server keeps that contract, as the RIE (aws/aws-lambda-runtime-interface-emulator,
 ``cmd/aws-lambda-rie`` and ``lambda/rapidcore``) and the Python runtime client
@@ -14,14 +14,17 @@ the body. This server keeps that contract, as the RIE (aws/aws-lambda-runtime-in
   result that is not JSON-serializable one with ``Runtime.MarshalError``;
 - a failed initialization (importing the handler raised) is status 502 with the error
   document, and the next invocation initializes again, as the RIE's suppressed init does;
-- other paths are 404; the RIE also serves ``/2015-03-31/functions/<function name>/invocations``.
+- as in the RIE, ``/2015-03-31/functions/<AWS_LAMBDA_FUNCTION_NAME>/invocations`` (the name
+  defaults to ``test_function``) invokes too, and other paths are 404. Unlike the RIE, which
+  invokes for any method, methods other than POST get 405.
 
 The handler module is imported once, before the first request is served, in this process and
 with its environment: set the variables that ``docker run -e`` would set. Invocations run one
 at a time, as in one Lambda execution environment.
 
-NOTE: the RIE stops an invocation that runs past ``AWS_LAMBDA_FUNCTION_TIMEOUT`` and answers
-"Task timed out"; here the timeout only sets the context's ``get_remaining_time_in_millis()``.
+NOTE: the RIE stops an invocation that runs past ``AWS_LAMBDA_FUNCTION_TIMEOUT`` and returns
+"Task timed out after N.00 seconds". Here the timeout only sets what the context's
+``get_remaining_time_in_millis()`` returns.
 """
 
 from __future__ import annotations
@@ -33,17 +36,21 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
 import traceback
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from local_stack.event_source_mapping import LambdaContext
+if TYPE_CHECKING:
+    from local_stack.event_source_mapping import LambdaContext
 
 INVOCATIONS_PATH = "/2015-03-31/functions/function/invocations"
 DEFAULT_HOST = "127.0.0.1"
@@ -54,6 +61,7 @@ DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_FUNCTION_NAME = "test_function"
 # The RIE's status for an invocation whose initialization failed (DoneFailedHTTPCode).
 INIT_FAILED_STATUS = HTTPStatus.BAD_GATEWAY
+READY_TIMEOUT_SECONDS = 120.0
 
 logger = logging.getLogger("local_stack.invoke_server")
 
@@ -101,7 +109,7 @@ class FunctionRuntime:
                 if init_error is not None:
                     return INIT_FAILED_STATUS, init_error
 
-            context = LambdaContext(self.timeout_seconds, self.region)
+            context = self._new_context()
             started = time.perf_counter()
             logger.info("START RequestId: %s Version: $LATEST", context.aws_request_id)
             result = self._run_handler(body, context)
@@ -112,12 +120,26 @@ class FunctionRuntime:
             )
             return HTTPStatus.OK, result
 
+    def _new_context(self) -> LambdaContext:
+        # Imported here, after main() has configured logging: the module imports the service's
+        # Powertools logger, which filters its own records out of the root handlers that exist
+        # when it is created, as the Lambda runtime's handler does. Created before them, every
+        # service log line would appear twice.
+        from local_stack.event_source_mapping import (  # pylint: disable=import-outside-toplevel
+            LambdaContext,
+        )
+
+        return LambdaContext(self.timeout_seconds, self.region)
+
     def _run_handler(self, body: bytes, context: LambdaContext) -> Any:
         assert self._handler is not None
         request_id = context.aws_request_id
         try:
             event = json.loads(body)
         except ValueError as error:
+            logger.warning(
+                "Invalid JSON in the request body: %s (RequestId: %s)", error, request_id
+            )
             return _error_document(
                 f"Unable to unmarshal input: {error}", "Runtime.UnmarshalError", [], request_id
             )
@@ -136,6 +158,7 @@ class FunctionRuntime:
         try:
             json.dumps(result)
         except (TypeError, ValueError) as error:
+            logger.error("Handler result is not JSON: %s (RequestId: %s)", error, request_id)
             return _error_document(
                 f"Unable to marshal response: {error}", "Runtime.MarshalError", [], request_id
             )
@@ -246,6 +269,8 @@ class InvokeServer(ThreadingHTTPServer):
 
 
 class _InvocationRequestHandler(BaseHTTPRequestHandler):
+    # BaseHTTPRequestHandler fixes the do_<METHOD> names.
+    # pylint: disable=invalid-name
     server: InvokeServer
 
     def do_POST(self) -> None:
@@ -278,7 +303,7 @@ class _InvocationRequestHandler(BaseHTTPRequestHandler):
             )
 
     def _on_invocation_path(self) -> bool:
-        """Tell whether the request is for an invocation path; answer 404 when it is not."""
+        """Tell whether the request is for an invocation path, and send 404 when it is not."""
         if urlsplit(self.path).path in self.server.invocation_paths:
             return True
         self._send_text(
@@ -304,6 +329,31 @@ class _InvocationRequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)
+
+
+def wait_until_serving(
+    url: str,
+    process: subprocess.Popen[bytes] | None = None,
+    timeout: float = READY_TIMEOUT_SECONDS,
+) -> None:
+    """Poll ``url`` on a server started as ``process`` until it returns an HTTP response.
+
+    This server serves requests only once the handler is initialized, so any response, even
+    404 for the root path, means it is ready. Raises ``RuntimeError`` when ``process`` exits
+    first, and ``TimeoutError`` after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"The server exited with code {process.returncode} while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise TimeoutError(f"No HTTP response from {url} within {timeout:.0f} s")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,9 +1,9 @@
-"""Read the Terraform configuration under infrastructure/ with ``hcl2``, for the tests.
+"""Read the Terraform configuration under infrastructure/ with python-hcl2, for the tests.
 
-``hcl2`` here is the package checkov depends on (bc-python-hcl2 0.4). It wraps every
-attribute value in a one-element list and every block in a list of dicts. python-hcl2 7
-and later install a module of the same name with another output format. If that one wins,
-the guard below fails the tests with this explanation instead of with confusing key errors.
+python-hcl2 8 keeps the quotes of labels and string literals and marks blocks with
+``__is_block__``. ``load_hcl`` turns that into a plainer shape the tests read: labels and
+strings without quotes, every attribute value in a one-element list, and every block as a
+list of dicts, so that an attribute and a block of the same name cannot be confused.
 """
 
 from __future__ import annotations
@@ -18,23 +18,54 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 INFRASTRUCTURE = REPO_ROOT / "infrastructure"
 MODULES = INFRASTRUCTURE / "modules"
 ENVIRONMENTS = ("stg", "prod")
-
-
-def _check_hcl2_format() -> None:
-    if hcl2.loads('a = "x"\n') != {"a": ["x"]}:
-        raise RuntimeError(
-            f"hcl2 {getattr(hcl2, '__version__', '?')} from {hcl2.__file__} returns another format "
-            "than the bc-python-hcl2 0.4 parser these tests read; python-hcl2 and bc-python-hcl2 "
-            "both install the module hcl2, so keep only the one checkov depends on"
-        )
-
-
-_check_hcl2_format()
+BLOCK_MARKER = "__is_block__"
 
 
 def load_hcl(path: Path) -> dict[str, Any]:
     with path.open(encoding="utf-8") as source:
-        return hcl2.load(source)
+        return _body(hcl2.load(source))
+
+
+def _body(raw: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for key, value in raw.items():
+        # The parser's own keys, such as the block marker and "__comments__".
+        if key.startswith("__"):
+            continue
+        if isinstance(value, list) and value and all(_is_block(item) for item in value):
+            body[_unquote(key)] = [_block(item) for item in value]
+        else:
+            body[_unquote(key)] = [_value(value)]
+    return body
+
+
+def _is_block(value: Any) -> bool:
+    """Tell a block (or labels leading to one) from an object literal."""
+    if not isinstance(value, dict) or not value:
+        return False
+    return BLOCK_MARKER in value or all(_is_block(inner) for inner in value.values())
+
+
+def _block(raw: dict[str, Any]) -> dict[str, Any]:
+    if BLOCK_MARKER in raw:
+        return _body(raw)
+    return {_unquote(label): _block(inner) for label, inner in raw.items()}
+
+
+def _value(raw: Any) -> Any:
+    if isinstance(raw, str):
+        return _unquote(raw)
+    if isinstance(raw, list):
+        return [_value(item) for item in raw]
+    if isinstance(raw, dict):
+        return {_unquote(key): _value(item) for key, item in raw.items() if key != BLOCK_MARKER}
+    return raw
+
+
+def _unquote(text: str) -> str:
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1]
+    return text
 
 
 def attribute(body: dict[str, Any], name: str) -> Any:

@@ -79,7 +79,7 @@ def test_event_source_mapping_reads_input_stream(mapping, root):
 def test_root_variables_bisect_on_by_default(root):
     bisect = root.variables()["bisect_batch_on_function_error"]
 
-    assert attribute(bisect, "type") == "${bool}"
+    assert attribute(bisect, "type") == "bool"
     assert attribute(bisect, "default") is True
 
 
@@ -173,7 +173,7 @@ def test_lambda_function_environment_variables(lambda_module):
 
 def test_lambda_model_settings_keep_deployed_values(lambda_module):
     """An apply must not roll back the image or model that scripts/deploy.sh set."""
-    # given: the expressions as hcl2 renders them (null as None), compared without spaces
+    # given: the expressions as python-hcl2 renders them, compared without spaces
     local_values = lambda_module.locals()
 
     # when
@@ -184,7 +184,7 @@ def test_lambda_model_settings_keep_deployed_values(lambda_module):
 
     # then: an explicit variable wins, else the value read from the deployed function
     assert actual == {
-        "image_digest": "${var.image_digest!=None?var.image_digest:local.deployed_image_digest}",
+        "image_digest": "${var.image_digest!=null?var.image_digest:local.deployed_image_digest}",
         "model_run_id": (
             '${var.model_run_id!=""?var.model_run_id:lookup(local.deployed_variables,"RUN_ID","")}'
         ),

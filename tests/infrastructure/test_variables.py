@@ -103,4 +103,4 @@ def test_backend_configs_use_one_state_key_per_environment():
 def test_root_environment_variable_accepts_only_stg_and_prod(root):
     (validation,) = root.variables()["environment"]["validation"]
 
-    assert attribute(validation, "condition") == "${contains(['stg', 'prod'],var.environment)}"
+    assert attribute(validation, "condition") == '${contains(["stg", "prod"], var.environment)}'
