@@ -20,6 +20,8 @@ UNFORMATTED = 'variable "region" {\n  type = string\n      default = "eu-west-1"
 def run_fmt(*arguments: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(SCRIPT), *arguments],
+        # From the repository, as make runs it: paths outside it are printed in full.
+        cwd=SCRIPT.parents[1],
         capture_output=True,
         text=True,
         timeout=120,
@@ -43,7 +45,9 @@ def test_terraform_fmt_check_fails_without_writing(unformatted_tree):
 
     # then: exit 1, the file and its diff are listed, and the file is untouched
     assert result.returncode == 1
-    assert str(unformatted_tree / "modules" / "variables.tf") in result.stdout
+    # Terraform lists the file relative to the working directory, which both processes share.
+    listed = Path(result.stdout.splitlines()[0]).resolve()
+    assert listed == (unformatted_tree / "modules" / "variables.tf").resolve()
     assert "+  type    = string" in result.stdout
     assert "run `make tf_fmt`" in result.stderr
     assert (unformatted_tree / "modules" / "variables.tf").read_text() == UNFORMATTED
