@@ -267,8 +267,7 @@ def _read_s3_mlmodel(s3_client: Any, bucket: str, artifacts_prefix: str) -> dict
 
 
 def _download_with_mlflow(location: str, download_root: Path) -> Path:
-    import mlflow  # pylint: disable=import-outside-toplevel
-
+    mlflow = _import_mlflow(location, "to resolve this location")
     try:
         return Path(
             mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(download_root))
@@ -282,6 +281,21 @@ def _download_with_mlflow(location: str, download_root: Path) -> Path:
             f"S3 endpoint {s3_endpoint_url() or 'AWS default'}): {type(error).__name__}: "
             f"{_first_line(error)}"
         ) from None
+
+
+def _import_mlflow(location: str, purpose: str) -> Any:
+    """Import MLflow with pandas, which its loaders need, or explain how to install them."""
+    try:
+        import mlflow  # pylint: disable=import-outside-toplevel
+        import mlflow.pyfunc  # pylint: disable=import-outside-toplevel
+        import pandas  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
+    except ImportError as error:
+        raise ModelLoadError(
+            f"The model at {redact(location)} needs MLflow {purpose}, and {error.name} is not "
+            "installed: build the image with --build-arg MODEL_LOADERS=mlflow (or install the "
+            "project's 'mlflow' extra), or point MODEL_LOCATION at the model's s3:// folder"
+        ) from None
+    return mlflow
 
 
 def _is_native_sklearn(sklearn_flavor: Mapping[str, Any]) -> bool:
@@ -311,10 +325,11 @@ def _unpickle(path: Path, sklearn_flavor: Mapping[str, Any], location: str) -> A
 
 
 def _load_with_mlflow_sklearn(model_dir: Path, location: str) -> Any:
+    _import_mlflow(location, "to load a scikit-learn model that is not pickled")
     try:
-        import mlflow.sklearn  # pylint: disable=import-outside-toplevel
+        from mlflow import sklearn as mlflow_sklearn  # pylint: disable=import-outside-toplevel
 
-        return mlflow.sklearn.load_model(str(model_dir))
+        return mlflow_sklearn.load_model(str(model_dir))
     except Exception as error:  # pylint: disable=broad-exception-caught
         raise ModelLoadError(
             f"Cannot load the sklearn model at {redact(location)}: {type(error).__name__}: "
@@ -323,9 +338,8 @@ def _load_with_mlflow_sklearn(model_dir: Path, location: str) -> Any:
 
 
 def _load_with_mlflow_pyfunc(model_dir: Path, location: str) -> Any:
+    mlflow = _import_mlflow(location, "to load a model of another flavour than sklearn")
     try:
-        import mlflow.pyfunc  # pylint: disable=import-outside-toplevel
-
         return mlflow.pyfunc.load_model(str(model_dir))
     except Exception as error:  # pylint: disable=broad-exception-caught
         raise ModelLoadError(

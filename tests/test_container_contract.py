@@ -406,7 +406,7 @@ def test_task_root_interpreter_is_isolated(
     task_python: str, lambda_task: tuple[Path, Path]
 ) -> None:
     # given: modules of the repository and the dev environment that the image does not have
-    absent = ("tlc_data", "train", "batch", "pyarrow", "pytest", "moto")
+    absent = ("tlc_data", "train", "batch", "mlflow", "pandas", "pytest", "moto")
     code = (
         "import importlib.util, sys\n"
         f"for name in {absent!r}:\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import mlflow
@@ -285,3 +286,21 @@ def test_load_reads_signature_feature_names(tmp_path):
     loaded = load_model_dir(model_dir, fallback_version="v")
 
     assert loaded.feature_names == ("PU_DO", "trip_distance")
+
+
+def test_load_without_mlflow_explains_the_extra(monkeypatch):
+    # given: an environment without MLflow, as the default image is (a None entry in
+    # sys.modules makes the import fail)
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+
+    # when
+    with pytest.raises(ModelLoadError) as raised:
+        load_model(ModelSource(location="models:/ride-duration@champion"))
+
+    # then
+    assert str(raised.value) == (
+        "The model at models:/ride-duration@champion needs MLflow to resolve this location, and "
+        "mlflow is not installed: build the image with --build-arg MODEL_LOADERS=mlflow (or "
+        "install the project's 'mlflow' extra), or point MODEL_LOCATION at the model's s3:// "
+        "folder"
+    )
