@@ -12,7 +12,7 @@ TLC_MIRROR ?= $(firstword $(wildcard $(abspath $(CURDIR)/../shared/data)))
 export TLC_MIRROR
 # The months the tests and `make run` read.
 TLC_MONTHS := 2022-01 2022-02 2022-03
-PYTHON_SOURCES := *.py local_stack tests integration-test scripts
+PYTHON_SOURCES := *.py local_stack tests integration-test scripts bench
 
 .PHONY: help uv sync setup quality_checks lint format test unit_test run data
 
@@ -162,3 +162,36 @@ publish: build ## Build the image and push it to ECR with scripts/publish.sh
 
 serve: sync ## Serve the handler as the image does, on 127.0.0.1:8080 (SERVE_PORT), with the shell's variables
 	$(RUN) python -m local_stack.invoke_server --port $(SERVE_PORT)
+
+# --- Benchmarks ---
+# make bench measures throughput, cold start, footprint, end-to-end latency, the batch job,
+# model quality and cost, and rewrites docs/benchmarks.md and docs/benchmarks.json. A full
+# run took 12 minutes on a shared 2-core machine. BENCH_SKIP=end_to_end,model_quality
+# (comma-separated) skips sections and keeps their last published figures. UV names the uv
+# that builds the bytecode-compiled runtime environment under build/bench-runtime.
+BENCH_SKIP ?=
+
+.PHONY: bench
+
+bench: sync data ## Run the benchmarks and rewrite docs/benchmarks.md (BENCH_SKIP=section,... to skip)
+	UV="$(UV)" BENCH_SKIP="$(BENCH_SKIP)" $(RUN) python -m bench.run
+
+# --- Load test ---
+# make load_test replays LOAD_TEST_RIDES real rides (February, then March 2022) through the
+# local stack while a proxy in front of moto injects faults into the service's output:
+# LOAD_TEST_FAULTS of the PutRecords entries throttled, 1% of the calls failed with HTTP 500
+# and 0.5% of the responses lost after the records were stored. It fails unless every ride is
+# accounted for, prints rides/s, latency p50/p99 and the duplicates, and writes
+# reports/load-test/run-report.json. LOAD_TEST_FAULTS=0 measures the stack without faults.
+# Eight shards keep moto fast: its PutRecords and GetRecords take time in proportion to the
+# records already on a shard.
+LOAD_TEST_RIDES ?= 100000
+LOAD_TEST_FAULTS ?= 0.3
+
+.PHONY: load_test
+
+load_test: sync data ## Replay 100,000 real rides with injected output faults; report in reports/load-test
+	$(RUN) python -m local_stack.run --rides $(LOAD_TEST_RIDES) --replay-month 2022-02 2022-03 \
+	  --shards 8 --inject-faults $(LOAD_TEST_FAULTS) \
+	  $(if $(filter 0 0.0,$(LOAD_TEST_FAULTS)),,--server-error-rate 0.01 --lost-response-rate 0.005) \
+	  --fault-seed 2022 --report-dir reports/load-test --no-plot

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,9 +19,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chunking import chunk_by_count_and_size
 from observability import logger
+from prediction_delivery import max_call_seconds
 
-# SQS accepts messages and batches of at most 1 MiB, and at most 10 entries per batch.
-MAX_MESSAGE_BYTES = 1024 * 1024
+# An SQS queue accepts messages and batches up to its MaximumMessageSize: 256 KiB unless set
+# higher (at most 1 MiB). Messages are kept under the default, so that any queue takes them.
+MAX_MESSAGE_BYTES = 256 * 1024
 MAX_BATCH_ENTRIES = 10
 # Room left in a message for the fields around the original data.
 _ENVELOPE_RESERVE_BYTES = 4096
@@ -38,18 +41,42 @@ class RejectedRecord:
 class DeadLetterQueue:
     """Write rejected records to SQS with ``SendMessageBatch``."""
 
-    def __init__(self, sqs_client: Any, queue_url: str) -> None:
+    def __init__(
+        self,
+        sqs_client: Any,
+        queue_url: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.sqs_client = sqs_client
         self.queue_url = queue_url
+        self._clock = clock
+        self._call_seconds = max_call_seconds(sqs_client)
 
-    def send(self, rejected: Sequence[RejectedRecord], model_version: str) -> list[int]:
-        """Send every rejected record; return the positions of those SQS did not accept."""
+    def send(
+        self,
+        rejected: Sequence[RejectedRecord],
+        model_version: str,
+        deadline: float | None = None,
+    ) -> list[int]:
+        """Send every rejected record; return the positions of those SQS did not accept.
+
+        A batch is sent only when the SQS client's timeouts let the call end by ``deadline``,
+        a ``clock`` value. The records of a batch not sent count as not accepted.
+        """
         messages = [(item.position, dead_letter_message(item, model_version)) for item in rejected]
         unsent: list[int] = []
         batches = chunk_by_count_and_size(
             messages, MAX_BATCH_ENTRIES, MAX_MESSAGE_BYTES, lambda message: len(message[1].encode())
         )
         for batch in batches:
+            if deadline is not None and self._clock() + self._call_seconds > deadline:
+                logger.warning(
+                    "No time left in the invocation for a dead-letter send; "
+                    "the records will be reported for retry",
+                    extra={"records": len(batch), "call_timeout_s": self._call_seconds},
+                )
+                unsent.extend(position for position, _ in batch)
+                continue
             unsent.extend(self._send_batch(batch))
         return sorted(unsent)
 

@@ -10,6 +10,12 @@ of three places:
 
 A bad record never fails its neighbours. A model that raises fails the whole invocation,
 so that the event source mapping retries or bisects the batch.
+
+Delivery is at least once. Lambda retries a shard from the lowest reported record, so the
+records after it are predicted and sent again, and a ``PutRecords`` call whose response is
+lost may have stored its records already. Consumers deduplicate predictions by
+``(ride_id, version)``; ``docs/delivery.md`` describes the guarantees and the replay of
+dead-lettered records.
 """
 
 from __future__ import annotations
@@ -140,12 +146,14 @@ class ModelService:
     def lambda_handler(self, event: Mapping[str, Any], context: Any = None) -> BatchResponse:
         """Predict a Lambda Kinesis batch; the module docstring lists where each record ends up."""
         started = time.perf_counter()
+        cold_start, self._cold_start = self._cold_start, False
         deadline = self._deadline(context)
         state = _BatchState(records=_kinesis_records(event))
 
         self._decode_records(state)
-        self._dead_letter(state)
 
+        # The model runs before anything is sent, so that an invocation it fails has no side
+        # effect. Otherwise the retry would dead-letter the same records again.
         prediction_started = time.perf_counter()
         durations = self.predict_batch([ride_event.features() for ride_event in state.ride_events])
         prediction_ms = (time.perf_counter() - prediction_started) * 1000
@@ -154,6 +162,7 @@ class ModelService:
             for ride_event, duration in zip(state.ride_events, durations, strict=True)
         ]
 
+        self._dead_letter(state, deadline)
         self._deliver(prediction_events, state, deadline)
         response: BatchResponse = {
             "predictions": prediction_events,
@@ -162,7 +171,9 @@ class ModelService:
                 for position in sorted(state.failed_positions)
             ],
         }
-        self._log_batch(state, context, (time.perf_counter() - started) * 1000, prediction_ms)
+        self._log_batch(
+            state, context, (time.perf_counter() - started) * 1000, prediction_ms, cold_start
+        )
         return response
 
     def _decode_records(self, state: _BatchState) -> None:
@@ -184,7 +195,7 @@ class ModelService:
             state.valid_positions.append(position)
             state.ride_events.append(ride_event)
 
-    def _dead_letter(self, state: _BatchState) -> None:
+    def _dead_letter(self, state: _BatchState, deadline: float | None) -> None:
         if not state.rejected:
             return
 
@@ -192,7 +203,7 @@ class ModelService:
             state.failed_positions.update(item.position for item in state.rejected)
             return
 
-        unsent = self.dead_letter_queue.send(state.rejected, str(self.model_version))
+        unsent = self.dead_letter_queue.send(state.rejected, str(self.model_version), deadline)
         state.failed_positions.update(unsent)
         state.dead_lettered = len(state.rejected) - len(unsent)
 
@@ -225,7 +236,12 @@ class ModelService:
         return self._clock() + remaining() / 1000 - DEADLINE_RESERVE_SECONDS
 
     def _log_batch(
-        self, state: _BatchState, context: Any, duration_ms: float, prediction_ms: float
+        self,
+        state: _BatchState,
+        context: Any,
+        duration_ms: float,
+        prediction_ms: float,
+        cold_start: bool,
     ) -> None:
         invalid = len(state.rejected)
         failed = len(state.failed_positions)
@@ -247,10 +263,9 @@ class ModelService:
                 "prediction_ms": round(prediction_ms, 2),
                 "model_version": self.model_version,
                 "request_id": getattr(context, "aws_request_id", None),
-                "cold_start": self._cold_start,
+                "cold_start": cold_start,
             },
         )
-        self._cold_start = False
 
         metrics.add_metric(name="RecordsProcessed", unit=MetricUnit.Count, value=len(state.records))
         metrics.add_metric(name="InvalidRecords", unit=MetricUnit.Count, value=invalid)
@@ -258,6 +273,7 @@ class ModelService:
             name="DeadLetteredRecords", unit=MetricUnit.Count, value=state.dead_lettered
         )
         metrics.add_metric(name="FailedRecords", unit=MetricUnit.Count, value=failed)
+        metrics.add_metric(name="DeliveryFailures", unit=MetricUnit.Count, value=undelivered)
         metrics.add_metric(
             name="PredictionLatency", unit=MetricUnit.Milliseconds, value=prediction_ms
         )

@@ -24,6 +24,8 @@ from observability import logger
 
 MAX_RECORDS_PER_CALL = 500
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+# Attempts per call of a botocore client in its default "legacy" retry mode.
+BOTOCORE_DEFAULT_ATTEMPTS = 5
 
 # Errors of a whole call that a later attempt can fix. Any other error, such as a missing
 # stream or denied access, fails every entry at once.
@@ -100,14 +102,16 @@ class KinesisRecordWriter:
         self.retry_policy = retry_policy or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
+        self._call_seconds = max_call_seconds(kinesis_client)
 
     def put_records(
         self, records: Sequence[tuple[bytes, str]], deadline: float | None = None
     ) -> DeliveryReport:
         """Write ``(data, partition_key)`` pairs until the retry budget or ``deadline`` ends.
 
-        ``deadline`` is a value of the ``clock`` (monotonic seconds) after which no new
-        attempt starts, so that the invocation never times out in the middle of a batch.
+        ``deadline`` is a value of the ``clock`` (monotonic seconds) by which every call must
+        have ended: an attempt starts only when the client's timeouts let it end in time, so
+        that the invocation never times out in the middle of a batch.
         """
         report = DeliveryReport(sent=len(records))
         entries = [
@@ -130,6 +134,18 @@ class KinesisRecordWriter:
     ) -> list[_Entry]:
         attempt = 0
         while pending:
+            if not self._call_fits(deadline):
+                logger.warning(
+                    "No time left in the invocation for a PutRecords call",
+                    extra={
+                        "undelivered": len(pending),
+                        "attempts": attempt,
+                        "call_timeout_s": self._call_seconds,
+                    },
+                )
+                self._record_errors(pending, "not sent: no time left in the invocation", report)
+                break
+
             attempt += 1
             pending, retryable = self._put_once(pending, report)
             if not pending or not retryable:
@@ -143,7 +159,7 @@ class KinesisRecordWriter:
                 break
 
             delay = self.retry_policy.backoff_seconds(attempt)
-            if deadline is not None and self._clock() + delay >= deadline:
+            if not self._call_fits(deadline, delay):
                 logger.warning(
                     "No time left in the invocation to retry",
                     extra={"undelivered": len(pending), "attempts": attempt},
@@ -197,6 +213,10 @@ class KinesisRecordWriter:
                 report.stored_at[entry.position] = (result["ShardId"], result["SequenceNumber"])
         return failed, True
 
+    def _call_fits(self, deadline: float | None, delay: float = 0.0) -> bool:
+        """Whether a call started after ``delay`` would end by ``deadline`` even if it timed out."""
+        return deadline is None or self._clock() + delay + self._call_seconds <= deadline
+
     @staticmethod
     def _record_errors(entries: list[_Entry], message: str, report: DeliveryReport) -> None:
         for entry in entries:
@@ -242,6 +262,21 @@ class KinesisCallback(KinesisRecordWriter):
 
 class DeliveryError(RuntimeError):
     """A prediction event that could not be delivered within the retry budget."""
+
+
+def max_call_seconds(client: Any) -> float:
+    """Return how long one API call of a boto3 client may take: its attempts' timeouts.
+
+    Each attempt may spend its connect and its read timeout. botocore's sleeps between its own
+    attempts are not counted, which is exact for clients that make one attempt per call.
+    """
+    config = getattr(getattr(client, "meta", None), "config", None)
+    if config is None:
+        return 0.0
+    per_attempt = (config.connect_timeout or 0) + (config.read_timeout or 0)
+    retries = config.retries or {}
+    attempts = retries.get("total_max_attempts", BOTOCORE_DEFAULT_ATTEMPTS)
+    return float(per_attempt * attempts)
 
 
 def _serialize(prediction_event: dict[str, Any]) -> bytes:

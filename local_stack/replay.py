@@ -1,10 +1,10 @@
-"""Replay a month of real TLC trips to the input stream as ride events."""
+"""Replay months of real TLC trips to the input stream as ride events."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,32 @@ def read_rides(path: str | Path, limit: int | None = None) -> Rides:
         dropoff_location_ids=frame["DOLocationID"].to_numpy(),
         trip_distances=frame["trip_distance"].to_numpy(dtype=np.float64),
         durations=durations.to_numpy(dtype=np.float64),
+    )
+
+
+def read_months(paths: Sequence[str | Path], limit: int | None = None) -> Rides:
+    """Read several TLC files, in order, as one replay of at most ``limit`` rides.
+
+    Ride ids run on across the files (the first ride of the second file follows the last of
+    the first), so they stay unique and remain the index of each ride.
+    """
+    parts: list[Rides] = []
+    remaining = limit
+    for path in paths:
+        if remaining is not None and remaining <= 0:
+            break
+        part = read_rides(path, limit=remaining)
+        parts.append(part)
+        if remaining is not None:
+            remaining -= len(part)
+
+    total = sum(len(part) for part in parts)
+    return Rides(
+        ride_ids=np.arange(total, dtype=np.int64),
+        pickup_location_ids=np.concatenate([part.pickup_location_ids for part in parts]),
+        dropoff_location_ids=np.concatenate([part.dropoff_location_ids for part in parts]),
+        trip_distances=np.concatenate([part.trip_distances for part in parts]),
+        durations=np.concatenate([part.durations for part in parts]),
     )
 
 

@@ -5,14 +5,20 @@
 2. Train a model on one month and log it to S3 through MLflow.
 3. Start the service: the local event source mapping invoking ``lambda_function`` with the
    model found by ``RUN_ID``, in its own process, as a deployed function would be.
-4. Replay another month to ``ride_events``.
+4. Replay other months to ``ride_events``.
 5. Wait until every ride has a prediction or a recorded failure.
 6. Print a summary, and write it as JSON with a plot of predicted against actual durations.
+
+With ``--inject-faults`` (and ``--server-error-rate``, ``--lost-response-rate``) the service
+writes its predictions through ``local_stack.fault_injection.FaultInjectingProxy``. The
+proxy fails that share of the output ``PutRecords`` entries and calls on purpose, and the
+report counts the injected faults. ``make load_test`` replays 100,000 rides this way.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +34,10 @@ import numpy as np
 from tqdm import tqdm
 
 from local_stack.aws import LOCAL_CREDENTIALS, client, create_bucket, create_queue, create_streams
+from local_stack.fault_injection import FaultInjectingProxy, FaultPlan
 from local_stack.moto_server import DEFAULT_PORT, MotoServer, PortInUseError
 from local_stack.outcomes import OutcomeCollector, Outcomes
-from local_stack.replay import ReplayResult, Rides, read_rides, replay_rides
+from local_stack.replay import ReplayResult, Rides, read_months, replay_rides
 from tlc_data import fetch_trip_file
 
 INPUT_STREAM = "ride_events"
@@ -38,6 +45,7 @@ PREDICTIONS_STREAM = "ride_predictions"
 MODEL_BUCKET = "stream-model-duration-models"
 DEAD_LETTER_QUEUE = "ride_events_dead_letter"
 ON_FAILURE_QUEUE = "ride_events_on_failure"
+MAPPING_STATS_FILE = "event-source-mapping.json"
 # Durations, in minutes, that the quality figures are computed on, as in training.
 QUALITY_RANGE = (1.0, 60.0)
 
@@ -64,6 +72,12 @@ class RunReport:
     rmse_minutes: float
     mae_minutes: float
     lost_ride_ids_sample: list[int]
+    replay_months: list[str] = field(default_factory=list)
+    # The faults asked for and the faults the proxy injected; None when none were asked for.
+    fault_plan: dict[str, Any] | None = None
+    faults_injected: dict[str, int] | None = None
+    # The event source mapping's counters: invocations, retries, bisections, discards.
+    event_source_mapping: dict[str, int] | None = None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,10 +91,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--color", default="green", choices=["green", "yellow"])
     parser.add_argument("--train-month", default="2022-01", help="YYYY-MM to train on")
     parser.add_argument("--val-month", default="2022-02", help="YYYY-MM to validate on")
-    parser.add_argument("--replay-month", default="2022-03", help="YYYY-MM to replay")
-    parser.add_argument("--limit", type=int, default=None, help="replay only the first N rides")
+    parser.add_argument(
+        "--replay-month",
+        nargs="+",
+        default=["2022-03"],
+        help="YYYY-MM months to replay, in order; ride ids run on across them",
+    )
+    parser.add_argument(
+        "--rides",
+        "--limit",
+        dest="limit",
+        type=int,
+        default=None,
+        help="replay only the first N rides of the months (default: all of them)",
+    )
     parser.add_argument("--batch-size", type=int, default=100, help="records per invocation")
     parser.add_argument("--shards", type=int, default=2, help="shards of the input stream")
+    parser.add_argument(
+        "--maximum-retry-attempts",
+        type=int,
+        default=10,
+        help="retries of a failing batch before the mapping discards it (-1: no limit)",
+    )
     parser.add_argument(
         "--idle-timeout",
         type=float,
@@ -92,7 +124,44 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--retrain", action="store_true", help="train a new model even if one can be reused"
     )
+    faults = parser.add_argument_group(
+        "injected faults", "faults a proxy in front of moto injects into the service's output"
+    )
+    faults.add_argument(
+        "--inject-faults",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of output PutRecords entries failed with throttling (0 to 1)",
+    )
+    faults.add_argument(
+        "--server-error-rate",
+        type=float,
+        default=0.0,
+        help="fraction of output PutRecords calls failed with HTTP 500 (0 to 1)",
+    )
+    faults.add_argument(
+        "--lost-response-rate",
+        type=float,
+        default=0.0,
+        help="fraction of output PutRecords calls whose records are stored but whose "
+        "response is lost (0 to 1)",
+    )
+    faults.add_argument("--fault-seed", type=int, default=0, help="seed of the injected faults")
     return parser.parse_args(argv)
+
+
+def fault_plan(args: argparse.Namespace) -> FaultPlan | None:
+    """Return the faults the arguments ask for, or None when they ask for none."""
+    plan = FaultPlan(
+        entry_failure_rate=args.inject_faults,
+        server_error_rate=args.server_error_rate,
+        lost_response_rate=args.lost_response_rate,
+        seed=args.fault_seed,
+    )
+    if plan.entry_failure_rate or plan.server_error_rate or plan.lost_response_rate:
+        return plan
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,10 +183,12 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace) -> RunReport:
     """Run the whole job and return its report; every process started is stopped on exit."""
     started = time.time()
-    replay_year, replay_month = _year_month(args.replay_month)
-    replay_file = fetch_trip_file(args.color, replay_year, replay_month)
+    replay_files = [fetch_trip_file(args.color, *_year_month(month)) for month in args.replay_month]
+    plan = fault_plan(args)
+    proxy: FaultInjectingProxy | None = None
 
-    with MotoServer(args.port, log_path=args.report_dir / "moto.log") as moto:
+    with contextlib.ExitStack() as stack:
+        moto = stack.enter_context(MotoServer(args.port, log_path=args.report_dir / "moto.log"))
         endpoint = moto.endpoint_url
         print(f"Local AWS endpoint: {endpoint} (moto)")
         os.environ.update(LOCAL_CREDENTIALS)
@@ -137,6 +208,12 @@ def run(args: argparse.Namespace) -> RunReport:
         # The service loads the model from the local S3 through these variables too.
         os.environ["MLFLOW_S3_ENDPOINT_URL"] = endpoint
 
+        output_endpoint = endpoint
+        if plan is not None:
+            proxy = stack.enter_context(FaultInjectingProxy(endpoint, plan))
+            output_endpoint = proxy.endpoint_url
+            print(f"Injecting faults into the output through {output_endpoint}: {plan}")
+
         service_env = {
             **os.environ,
             **LOCAL_CREDENTIALS,
@@ -144,14 +221,14 @@ def run(args: argparse.Namespace) -> RunReport:
             "MODEL_BUCKET": MODEL_BUCKET,
             "MLFLOW_EXPERIMENT_ID": training.experiment_id,
             "PREDICTIONS_STREAM_NAME": PREDICTIONS_STREAM,
-            "KINESIS_ENDPOINT_URL": endpoint,
+            "KINESIS_ENDPOINT_URL": output_endpoint,
             "AWS_ENDPOINT_URL": endpoint,
             "DEAD_LETTER_QUEUE_URL": dead_letter_url,
             "POWERTOOLS_LOG_LEVEL": os.getenv("POWERTOOLS_LOG_LEVEL", "INFO"),
         }
         service = start_service(args, endpoint, on_failure_url, service_env)
         try:
-            rides = read_rides(replay_file, limit=args.limit)
+            rides = read_months(replay_files, limit=args.limit)
             with tqdm(total=len(rides), desc="Replaying rides", unit="ride") as progress:
                 replay = replay_rides(kinesis, INPUT_STREAM, rides, on_progress=progress.update)
 
@@ -165,6 +242,11 @@ def run(args: argparse.Namespace) -> RunReport:
             stop_service(service)
 
     report = build_report(rides, replay, collector.outcomes, lost, training, started)
+    report.replay_months = list(args.replay_month)
+    if plan is not None and proxy is not None:
+        report.fault_plan = asdict(plan)
+        report.faults_injected = proxy.counters.as_dict()
+    report.event_source_mapping = _read_mapping_stats(args.report_dir)
     write_report(report, args.report_dir)
     if not args.no_plot:
         plot_predictions(rides, collector.outcomes, args.report_dir / "predicted-vs-actual.png")
@@ -265,11 +347,15 @@ def start_service(
         INPUT_STREAM,
         "--batch-size",
         str(args.batch_size),
+        "--maximum-retry-attempts",
+        str(args.maximum_retry_attempts),
         "--on-failure-queue-url",
         on_failure_url,
         "--stats-file",
-        str(args.report_dir / "event-source-mapping.json"),
+        str(args.report_dir / MAPPING_STATS_FILE),
     ]
+    # A file left by an earlier run must not pass for this run's counters.
+    (args.report_dir / MAPPING_STATS_FILE).unlink(missing_ok=True)
     with log_path.open("wb") as log_file:
         return subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)
 
@@ -358,6 +444,27 @@ def print_summary(report: RunReport) -> None:
         ),
         ("Model version", report.model_version),
     ]
+    if report.faults_injected is not None:
+        faults = report.faults_injected
+        lines.append(
+            (
+                "Faults injected",
+                f"{faults['entries_failed']:,} of {faults['entries_received']:,} output entries "
+                f"throttled, {faults['server_errors']:,} HTTP 500s, "
+                f"{faults['lost_responses']:,} lost responses "
+                f"({faults['entries_stored_unacknowledged']:,} entries stored unacknowledged)",
+            )
+        )
+    if report.event_source_mapping is not None:
+        mapping = report.event_source_mapping
+        lines.append(
+            (
+                "Event source mapping",
+                f"{mapping['invocations']:,} invocations, {mapping['partial_failures']:,} "
+                f"partial failures, {mapping['function_errors']:,} function errors, "
+                f"{mapping['records_redelivered']:,} records delivered again",
+            )
+        )
     width = max(len(label) for label, _ in lines)
     print()
     for label, value in lines:
@@ -387,6 +494,14 @@ def plot_predictions(rides: Rides, outcomes: Outcomes, path: Path) -> None:
     figure.savefig(path, dpi=100)
     plt.close(figure)
     print(f"Plot: {path}")
+
+
+def _read_mapping_stats(report_dir: Path) -> dict[str, int] | None:
+    """Read the counters the mapping process wrote when it stopped, if it wrote them."""
+    path = report_dir / MAPPING_STATS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _percentile(values: np.ndarray, q: float) -> float:

@@ -18,6 +18,7 @@ from prediction_delivery import (
     KinesisCallback,
     KinesisRecordWriter,
     RetryPolicy,
+    max_call_seconds,
 )
 
 STREAM = "ride_predictions"
@@ -180,11 +181,27 @@ def test_send_batch_respects_deadline():
     policy = RetryPolicy(max_attempts=10, base_delay_seconds=1.0, max_delay_seconds=1.0)
     callback = KinesisCallback(client, STREAM, policy, sleep=lambda _: None, clock=lambda: now[0])
 
+    # Time for one call to run out its timeouts, but not for a backoff and a second call.
+    deadline = 100.0 + max_call_seconds(client)
+
+    with stubber:
+        report = callback.send_batch([prediction_event(1)], deadline=deadline)
+
+    assert report.failed_positions == [0]
+    assert report.calls == 1
+
+
+def test_send_batch_starts_no_call_that_could_end_after_deadline():
+    client, stubber = stubbed_client()
+    now = [100.0]
+    callback = KinesisCallback(client, STREAM, NO_WAIT, sleep=lambda _: None, clock=lambda: now[0])
+
     with stubber:
         report = callback.send_batch([prediction_event(1)], deadline=100.0)
 
     assert report.failed_positions == [0]
-    assert report.calls == 1
+    assert report.calls == 0
+    assert report.last_errors == {0: "not sent: no time left in the invocation"}
 
 
 def test_callback_single_event_raises_when_undelivered():
