@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -35,9 +36,9 @@ def client(service: str, endpoint_url: str, region: str = DEFAULT_REGION) -> Any
 
 def create_streams(kinesis_client: Any, names: Iterable[str], shard_count: int = 1) -> None:
     """Create Kinesis streams that do not exist yet and wait until they are active."""
-    existing = set(kinesis_client.list_streams()["StreamNames"])
     for name in names:
-        if name not in existing:
+        # A stream that exists already is kept as it is.
+        with contextlib.suppress(kinesis_client.exceptions.ResourceInUseException):
             kinesis_client.create_stream(StreamName=name, ShardCount=shard_count)
         kinesis_client.get_waiter("stream_exists").wait(
             StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50}
