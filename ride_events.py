@@ -29,6 +29,16 @@ GZIP_MAGIC = b"\x1f\x8b"
 _DECIMAL_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _STANDARD_BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _SHOWN_VALUE_CHARS = 60
+# What json.loads returns for each JSON type, named as JSON names it.
+_JSON_TYPE_NAMES = {
+    type(None): "null",
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+}
 
 
 class InvalidRideEvent(ValueError):
@@ -218,20 +228,7 @@ def _looks_like_base64(payload: bytes) -> bool:
 
 
 def _json_type_name(value: Any) -> str:
-    match value:
-        case None:
-            return "null"
-        case bool():
-            return "boolean"
-        case int() | float():
-            return "number"
-        case str():
-            return "string"
-        case list():
-            return "array"
-        case dict():
-            return "object"
-    return type(value).__name__
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
 def _show(value: Any) -> str:

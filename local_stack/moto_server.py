@@ -61,7 +61,8 @@ class MotoServer:
         """Start the server and wait until it responds to HTTP requests."""
         ensure_port_free(self.port)
         output = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
-        self.process = subprocess.Popen(
+        # The process outlives this method: stop() ends it.
+        self.process = subprocess.Popen(  # pylint: disable=consider-using-with
             [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
             stdout=output,
             stderr=subprocess.STDOUT,

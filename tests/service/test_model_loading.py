@@ -37,7 +37,7 @@ def fitted_pipeline():
     return make_pipeline(DictVectorizer(), LinearRegression()).fit(FEATURES, DURATIONS)
 
 
-class MeanModel(mlflow.pyfunc.PythonModel):
+class MeanModel(mlflow.pyfunc.PythonModel):  # pylint: disable=abstract-method
     """A non-sklearn flavour: predicts the distance times ten from a DataFrame."""
 
     def predict(self, context, model_input, params=None):

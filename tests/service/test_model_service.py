@@ -76,7 +76,7 @@ def test_lambda_handler_float32_predictions_serialize():
     response = service.lambda_handler(kinesis_event(encode(ride_event(distance=3.66))))
 
     duration = response["predictions"][0]["prediction"]["ride_duration"]
-    assert type(duration) is float
+    assert type(duration) is float  # pylint: disable=unidiomatic-typecheck
     assert json.loads(json.dumps(response)) == response
 
 
