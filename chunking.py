@@ -14,7 +14,7 @@ def chunk_by_count_and_size(
     """Group items in order, starting a new group before one would exceed either limit.
 
     An item larger than ``max_bytes`` on its own still gets a group of its own, so that the
-    service's answer to it, not a silent drop, decides what happens.
+    AWS service's response rejects it, instead of the item being dropped silently.
     """
     chunks: list[list[Item]] = []
     current: list[Item] = []

@@ -124,8 +124,8 @@ def dead_letter_message(rejected: RejectedRecord, model_version: str) -> str:
     }
 
     if isinstance(data, str) and len(data) > MAX_MESSAGE_BYTES - _ENVELOPE_RESERVE_BYTES:
-        # NOTE: data too large for one SQS message is cut; the digest and the sequence
-        # number identify the full record, which stays readable in the stream for its retention.
+        # NOTE: data too large for one SQS message is cut. The digest and the sequence number
+        # identify the full record, which stays readable in the stream for its retention.
         message["data"] = data[: MAX_MESSAGE_BYTES - _ENVELOPE_RESERVE_BYTES]
         message["dataTruncated"] = True
         message["dataLength"] = len(data)

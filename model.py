@@ -347,9 +347,9 @@ def load_model(run_id: str | None = None) -> LoadedModel:
 def limit_model_threads() -> None:
     """Run the model on one OpenMP thread unless OMP_NUM_THREADS sets another count.
 
-    A Lambda function gets a full vCPU only from 1,769 MB of memory, and with fewer cores
-    than threads the OpenMP threads of gradient-boosted trees wait on each other: measured on
-    a loaded 2-core machine, 1,000 rows took 59 ms with two threads and 9 ms with one.
+    A Lambda function gets a full vCPU only from 1,769 MB of memory. With fewer cores than
+    threads, the OpenMP threads of gradient-boosted trees wait on each other. Measured on a
+    loaded 2-core machine, 1,000 rows took 59 ms with two threads and 9 ms with one.
     """
     if "OMP_NUM_THREADS" not in os.environ:
         threadpool_limits(limits=1, user_api="openmp")

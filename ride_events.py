@@ -29,7 +29,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 _DECIMAL_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _STANDARD_BASE64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 _SHOWN_VALUE_CHARS = 60
-# What json.loads returns for each JSON type, named as JSON names it.
+# JSON type names of the Python types json.loads returns.
 _JSON_TYPE_NAMES = {
     type(None): "null",
     bool: "boolean",
@@ -42,7 +42,7 @@ _JSON_TYPE_NAMES = {
 
 
 class InvalidRideEvent(ValueError):
-    """A record that no retry can make usable; the message says why and what to send instead."""
+    """A record that no retry can make usable; the message gives the reason and the fix."""
 
 
 @dataclass(frozen=True)

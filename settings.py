@@ -15,7 +15,7 @@ class ConfigurationError(ValueError):
 
 @dataclass(frozen=True)
 class Settings:
-    """What ``lambda_function`` needs from the environment; the model location is read by
+    """Settings ``lambda_function`` reads from the environment. The model location is read by
     ``model_loading.model_source_from_environ``."""
 
     predictions_stream_name: str = "ride_predictions"

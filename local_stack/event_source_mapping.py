@@ -24,7 +24,7 @@ The function's response is read as Lambda reads it. No response, or an empty or 
 missing or not a sequence number of the batch makes the whole batch a failure.
 
 NOTE: shards are polled in turn by one thread, so a shard that is retrying delays the
-others; in AWS each shard (times ``ParallelizationFactor``) has its own poller. A handler
+others. In AWS each shard (times ``ParallelizationFactor``) has its own poller. A handler
 that runs past the function timeout is not stopped: its result is discarded and the
 invocation counts as failed, as a timed-out Lambda invocation does.
 """

@@ -31,7 +31,7 @@ class FailingModel:
 
 
 class RecordingBatchCallback:
-    """Stub batch output that fails the positions it is told to."""
+    """Stub batch output that fails the positions given to it."""
 
     def __init__(self, fail_positions=()) -> None:
         self.fail_positions = list(fail_positions)
